@@ -1,0 +1,5 @@
+"""`python -m metasearch` is the `metasearch` command."""
+
+from metasearch.cli import main
+
+main()
