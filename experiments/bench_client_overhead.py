@@ -41,7 +41,7 @@ def _summary(ms: list[float]) -> dict[str, float]:
 def run(calls: int, warmup: int) -> dict:
     from metasearch.llm.server import start_in_thread
 
-    base_url, stop = start_in_thread(profile="default")
+    base_url, stop = start_in_thread(profile="default", latency_ms=0)
     try:
         cfg = EndpointConfig(base_url=base_url, model="sim-default", cache=False, max_retries=0)
         lm = LM(cfg, seed=0)
@@ -79,6 +79,8 @@ def run(calls: int, warmup: int) -> dict:
     lm_s, bare_s = _summary(times["lm"]), _summary(times["bare"])
     return {"calls_each": calls, "warmup_each": warmup, "lm": lm_s, "bare_openai": bare_s,
             "ratio_median": lm_s["median_ms"] / bare_s["median_ms"], "ratio_mean": lm_s["mean_ms"] / bare_s["mean_ms"],
+            # per adjacent pair: robust to load drifting over the run (the machine is shared)
+            "ratio_paired_median": statistics.median(a / b for a, b in zip(times["lm"], times["bare"])),
             "identical_replies": same, "openai_version": openai.__version__, "python": platform.python_version(),
             "times_ms": times}
 
@@ -118,6 +120,8 @@ def main() -> None:
     plot(result, RESULTS / "bench_client_overhead.png")
     print(f"client overhead: LM.ask median {result['lm']['median_ms']:.2f} ms vs bare openai "
           f"{result['bare_openai']['median_ms']:.2f} ms per call, ratio {result['ratio_median']:.2f} "
+          f"(paired {result['ratio_paired_median']:.2f}; fastest {result['lm']['min_ms']:.2f} vs "
+          f"{result['bare_openai']['min_ms']:.2f} ms) "
           f"({args.calls} interleaved calls each, {result['identical_replies']}/{args.calls} identical replies)")
 
 

@@ -256,9 +256,9 @@ def plot_score_vs_cost(data: RunData) -> Figure:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#d62728", lw=1.5,
                 label="Pareto front")
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=50, facecolors="none", edgecolors="#d62728")
-        for cost, score, cid in front:
-            ax.annotate(f"#{cid} {names[cid][:28]}", (cost, score), xytext=(4, 4), textcoords="offset points",
-                        fontsize=7)
+        for i, (cost, score, cid) in enumerate(front):  # labels alternate above/below so neighbours stay legible
+            ax.annotate(f"#{cid} {names[cid][:24]}", (cost, score), xytext=(4, 5 if i % 2 == 0 else -11),
+                        textcoords="offset points", fontsize=7)
     else:
         ax.text(0.5, 0.5, "no fully evaluated candidates", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(label)

@@ -76,12 +76,15 @@ class FailureGroup:
     examples: list[int] = field(default_factory=list)
 
 
-def failure_reason(error: str | None, width: int = 80) -> str:
+def failure_reason(error: str | None, width: int = 80, kind: str | None = None) -> str:
     """The part of an error message that names the cause: first line, numbers as 'N', cut to `width`.
 
-    So "line 3: name 'x1' is not defined" and "line 9: name 'x2' ..." group together.
+    So "line 3: name 'x1' is not defined" and "line 9: name 'x2' ..." group together; a leading "<kind>: " (once or
+    repeated by nested wrappers) is dropped, since the kind has its own column.
     """
     first = (error or "").strip().splitlines()[0] if (error or "").strip() else "(no message)"
+    if kind:
+        first = re.sub(rf"^(?:{re.escape(kind)}:\s*)+", "", first) or first
     text = re.sub(r"\d+", "N", first)
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -90,7 +93,7 @@ def group_failures(rows: Iterable[tuple[int, str | None, str | None]]) -> list[F
     """(id, error_kind, error) rows → groups sorted by count (desc), then kind and reason."""
     groups: dict[tuple[str, str], FailureGroup] = {}
     for ident, kind, error in rows:
-        key = (kind or "unknown", failure_reason(error))
+        key = (kind or "unknown", failure_reason(error, kind=kind))
         group = groups.setdefault(key, FailureGroup(*key))
         group.count += 1
         if len(group.examples) < 5 and ident not in group.examples:
@@ -240,7 +243,8 @@ def _summary_table(data: RunData) -> str:
         if c["origin"] == "seed" and role == "winner":
             role = "winner (seed)"
         rows.append([role, f"#{c['id']}", c["name"], c["origin"], c["status"],
-                     fmt_ci(c["score"], c["ci_low"], c["ci_high"], c["n_tasks"]),
+                     f"{c['status']} ({c['error_kind'] or 'unknown'})" if c["status"] in ("failed", "rejected")
+                     else fmt_ci(c["score"], c["ci_low"], c["ci_high"], c["n_tasks"]),
                      fmt_ci(c["test_score"], c["test_ci_low"], c["test_ci_high"], c["test_n"]),
                      f"{c['tokens']:,}" if c["tokens"] is not None else None, fmt_money(c["cost"])])
         classes.append("winner" if c["id"] == best_id else "")

@@ -104,7 +104,7 @@ class Search:
                 self._seeds(archive, evaluator, accountant, suite, run_id)
                 self._iterations(ctx, proposer, evaluator, accountant)
                 self._final(archive, evaluator, accountant, suite, run_id)
-                state.stop_reason = "budget: iterations" if cfg.budget.iterations else "done"
+                state.stop_reason = "finished: all iterations done"
             except BudgetExceeded as err:
                 status, state.stop_reason = "stopped", f"budget: {err}"
             except KeyboardInterrupt:
@@ -223,7 +223,7 @@ class Search:
         if violations:
             v = violations[0]
             kind = "syntax" if v.rule == "syntax" else ("contract" if v.rule == "contract" else "policy")
-            archive.update_candidate(cid, status="failed", error=f"line {v.line}: {v.message} (rule {v.rule})",
+            archive.update_candidate(cid, status="failed", error=v.message,
                                      error_kind=kind)
             return None
         done = {e["task_id"]: TaskResult(**{k: e[k] for k in TaskResult.__dataclass_fields__})
@@ -290,8 +290,9 @@ class Search:
     # ---- reporting ----------------------------------------------------------------------------------------------
     def summary(self, archive: Archive, run_id: int, state: RunState, spent: Usage,
                 proposer: Proposer) -> dict[str, Any]:
+        report = proposer.report() or json.loads(archive.get_run(run_id).get("value_model_json") or "{}")
         return run_summary(archive, run_id, extra={"stop_reason": state.stop_reason, "spent": spent.to_dict(),
-                                                   "strategy_report": proposer.report(),
+                                                   "strategy_report": report,
                                                    "duration_s": round(time.monotonic() - state.started, 1)})
 
 

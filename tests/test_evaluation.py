@@ -23,7 +23,7 @@ def test_bootstrap_ci_is_deterministic_and_brackets_the_mean() -> None:
     scores = [1.0] * 30 + [0.0] * 70
     a, b = bootstrap_ci(scores, seed=3), bootstrap_ci(scores, seed=3)
     assert a == b
-    assert a.low < a.mean == pytest.approx(0.3) < a.high
+    assert a.mean == pytest.approx(0.3) and a.low < a.mean < a.high
     assert 0.05 < a.high - a.low < 0.3
     assert bootstrap_ci([]).n == 0 and bootstrap_ci([1.0]).low == 1.0
 

@@ -75,7 +75,7 @@ def test_report_names_the_winner_with_its_scores_and_embeds_every_plot(real_arch
     assert 'style="color:' in code  # pygments with inline styles, no stylesheet
     assert "forward" in html.unescape(re.sub(r"<[^>]+>", "", code))
     for c in failed:  # every failed candidate is counted under its reason
-        assert f"#{c['id']}" in text and failure_reason(c["error"])[:30] in text.replace("&#x27;", "'")
+        assert f"#{c['id']}" in text and failure_reason(c["error"], kind=c["error_kind"])[:30] in text.replace("&#x27;", "'")
 
 
 def test_report_is_self_contained(report_file: Path) -> None:
@@ -105,6 +105,8 @@ def test_failures_group_by_kind_and_message_prefix_with_numbers_normalised() -> 
                                                               ("unknown", 1, [4])]
     assert groups[0].reason == "line N: name 'xN' is not defined"
     assert len(failure_reason("e" * 500)) == 80
+    # A wrapper that repeats the kind does not split a group.
+    assert len(group_failures([(1, "lm", "lm: ValueError: x"), (2, "lm", "lm: lm: ValueError: x")])) == 1
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")

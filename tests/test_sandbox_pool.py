@@ -47,7 +47,7 @@ def forward(task, lm):
     assert res.answer == "echo:What is 3 + 4?|json please|7|t-7{'source': 'unit'}"
     assert seen[0] == ("ask", {"prompt": "What is 3 + 4?", "system": "You are terse.", "temperature": 0.5, "n": 1})
     assert seen[1] == ("ask_json", {"prompt": "json please", "fields": {"answer": "the answer"}, "system": None,
-                                    "temperature": 0.0, "n": 1})
+                                    "temperature": 0.0})
     assert res.elapsed_s < 5
 
 

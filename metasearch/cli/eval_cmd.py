@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         violations = check_policy(code)
         if violations:
             v = violations[0]
-            raise UserError(f"{agent}: line {v.line}: {v.message} (rule {v.rule})")
+            raise UserError(f"{agent}: {v.message}")
         tasks_suite = load_suite(cfg.suite)
         tasks = tasks_suite.val if split == "val" else tasks_suite.test
         console = Console(stderr=True)

@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
                       box=box.SIMPLE_HEAD, header_style="bold")
         for header, justify in (("id", "right"), ("parameters", "left"), ("score ± CI", "right"),
                                 ("$/task", "right"), ("tokens/task", "right"), ("", "left")):
-            table.add_column(header, justify=justify)
+            table.add_column(header, justify=justify, min_width=28 if header == "parameters" else None)
         ordered = sorted(result.points, key=lambda p: (not p.on_front, -p.score, p.cost_per_task))
         for p in ordered:
             if not (p.on_front or p.original):

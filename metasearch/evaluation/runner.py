@@ -74,7 +74,8 @@ class TaskRunner:
         tasks = [Task.from_dict(t) for t in spec.sim_tasks]
         self.lm = LM(endpoint, seed=spec.seed, cache=cache, tasks=tasks)
         size = spec.pool_size or spec.evaluator.tasks_in_flight
-        self.pool = SandboxPool(size, Limits.from_config(spec.evaluator))
+        self.limits = Limits.from_config(spec.evaluator)
+        self.pool = SandboxPool(size, self.limits)
         self._lock = threading.Lock()
 
     def run(self, candidate_key: str, code: str, task: Task) -> TaskResult:
@@ -101,7 +102,7 @@ class TaskRunner:
         usage = tlm.usage
         if res.ok:
             try:
-                value = float(score(task, res.answer or ""))
+                value = float(score(task, res.answer or "", limits=self.limits))
                 error, kind = None, None
             except Exception as err:  # a scorer must never kill the evaluation
                 value, error, kind = 0.0, f"scoring failed: {err}", "scoring"

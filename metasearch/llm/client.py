@@ -217,6 +217,7 @@ class _Asking:
         """Ask for a JSON object with `fields`; re-ask up to `repairs` times with the error fed back."""
         if not fields:
             raise ValueError("ask_json needs at least one field")
+        repairs = max(0, repairs)
         seed = self._call_seed(seed)
         instruction = json_instruction(fields)
         messages = _messages(f"{prompt}\n\n{instruction}", system)

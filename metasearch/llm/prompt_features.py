@@ -35,23 +35,23 @@ from typing import Any
 CHARS_PER_TOKEN = 4.0
 
 _COT = re.compile(r"step[\s-]+by[\s-]+step|chain[\s-]of[\s-]thought|show your (?:reasoning|work)|reason carefully"
-                  r"|think carefully|work it out|reason through", re.I)
-_STEP_BACK = re.compile(r"step[\s-]*back", re.I)
-_PRINCIPLE = re.compile(r"principle|concept|abstraction", re.I)
+                  r"|think carefully|work it out|reason through")
+_STEP_BACK = re.compile(r"step[\s-]*back")
+_PRINCIPLE = re.compile(r"principle|concept|abstraction")
 _AGGREGATE = re.compile(r"several candidate answers|candidate (?:answers|solutions)|"
-                        r"all the above (?:solutions|answers)|reconcile|the following (?:answers|solutions)", re.I)
+                        r"all the above (?:solutions|answers)|reconcile|the following (?:answers|solutions)")
 _DEBATE = re.compile(r"other agents?(?:'|’)?s?\s+(?:answered|answers|solutions|responses|replied)|"
-                     r"answers? from (?:the )?other agents|\bdebate\b", re.I)
+                     r"answers? from (?:the )?other agents|\bdebate\b")
 _CRITIQUE_LABEL = re.compile(r"(?:^|\n)\s*[#*]*\s*(?:critique|feedback)\s*[#*]*\s*:\s*(.+?)(?=\n\s*\n|\Z)",
-                             re.I | re.S)
+                             re.S)
 _CRITIQUE_REQ = re.compile(r"\bcritique\b|give (?:your )?feedback|find (?:any )?(?:errors|mistakes)|"
-                           r"review the (?:answer|solution)", re.I)
+                           r"review the (?:answer|solution)")
 _REFINE = re.compile(r"(?:improve|refine|revise|update|correct) (?:your|the) (?:previous )?(?:answer|solution)|"
-                     r"improved (?:answer|solution)", re.I)
+                     r"improved (?:answer|solution)")
 _VERIFY = re.compile(r"\bverify\b|double[\s-]check|check (?:your|the) (?:answer|solution|result)|"
-                     r"check each step", re.I)
-_DIVERSE = re.compile(r"another interesting way|different approach|\bdiverse\b|a different answer", re.I)
-_JSON = re.compile(r"\bjson\b", re.I)
+                     r"check each step")
+_DIVERSE = re.compile(r"another interesting way|different approach|\bdiverse\b|a different answer")
+_JSON = re.compile(r"\bjson\b")
 _ROLE_SYSTEM = re.compile(r"^\s*you are (.{3,120}?)(?:[.!\n]|$)", re.I)
 _ROLE_INLINE = re.compile(r"\bact as (?:an? |the )?([\w -]{3,60})|\bas an? (expert|specialist)\b", re.I)
 _GENERIC_ROLE = re.compile(r"helpful|assistant|language model|\bai\b|chatbot", re.I)
@@ -137,23 +137,24 @@ def prompt_features(messages: list[dict]) -> dict[str, float]:
     """Features of a chat request: which techniques the prompt applies (see the table in the module docstring)."""
     texts = [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
     full = "\n\n".join(texts)
+    low = full.lower()  # patterns are lowercase: one lower() is much faster than re.I on long prompts
     answers = earlier_answers(full)
     n_earlier = float(len(answers))
-    step_back = bool(_STEP_BACK.search(full) and _PRINCIPLE.search(full))
-    aggregate = bool(_AGGREGATE.search(full))
-    debate = bool(_DEBATE.search(full))
+    step_back = bool(_STEP_BACK.search(low) and _PRINCIPLE.search(low))
+    aggregate = bool(_AGGREGATE.search(low))
+    debate = bool(_DEBATE.search(low))
     return {
-        "cot": 1.0 if _COT.search(full) else 0.0,
+        "cot": 1.0 if _COT.search(low) else 0.0,
         "role": _role_score([m for m in messages if isinstance(m, dict)]),
         "step_back": 1.0 if step_back else 0.0,
         "aggregate": n_earlier if aggregate else 0.0,
         "debate": n_earlier if debate else 0.0,
-        "critique": 1.0 if _critique_present(full) else 0.0,
-        "critique_request": 1.0 if _CRITIQUE_REQ.search(full) else 0.0,
-        "refine": 1.0 if _REFINE.search(full) else 0.0,
-        "verify": 1.0 if _VERIFY.search(full) else 0.0,
-        "diverse": 1.0 if _DIVERSE.search(full) else 0.0,
-        "json": 1.0 if _JSON.search(full) else 0.0,
+        "critique": 1.0 if _critique_present(low) else 0.0,
+        "critique_request": 1.0 if _CRITIQUE_REQ.search(low) else 0.0,
+        "refine": 1.0 if _REFINE.search(low) else 0.0,
+        "verify": 1.0 if _VERIFY.search(low) else 0.0,
+        "diverse": 1.0 if _DIVERSE.search(low) else 0.0,
+        "json": 1.0 if _JSON.search(low) else 0.0,
         "earlier": n_earlier,
         "context_tokens": float(round(len(full) / CHARS_PER_TOKEN)),
     }

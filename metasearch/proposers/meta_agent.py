@@ -89,7 +89,7 @@ class MetaAgentProposer(Proposer):
         return {k: str(answer.get(k, "")) for k in ("thought", "name", "code")}
 
     def propose(self, ctx: SearchContext, iteration: int) -> list[Proposal]:
-        seen = {fingerprint(c["code"]) for c in ctx.archive.candidates(ctx.run_id)}
+        seen = {fingerprint(c["code"]) for c in ctx.view(iteration)}  # not later rows: resume must re-propose them
         base = self.base_prompt(ctx, iteration)
         before = ctx.meta_lm.usage.to_dict()
         proposal: Proposal | None = None
@@ -133,7 +133,7 @@ class MetaAgentProposer(Proposer):
         violations = check_policy(code)
         if violations:
             v = violations[0]
-            return f"line {v.line}: {v.message} (rule {v.rule})", ("syntax" if v.rule == "syntax" else "policy")
+            return v.message, (v.rule if v.rule in ("syntax", "contract") else "policy")
         n = ctx.cfg.strategy.meta.dry_run_tasks
         if n == 0:
             return None, None

@@ -19,7 +19,7 @@ class RandomProposer(Proposer):
         from metasearch.space import random_workflow, render
 
         rng = random.Random(derive_seed(ctx.cfg.seed, "random", iteration))
-        seen = {fingerprint(c["code"]) for c in ctx.archive.candidates(ctx.run_id)}
+        seen = {fingerprint(c["code"]) for c in ctx.view(iteration)}  # not later rows: resume must re-propose them
         for _ in range(self.max_attempts):
             wf = random_workflow(rng)
             name = f"Random {iteration}: {wf.describe()}"[:120]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from metasearch import REPO_ROOT
+from metasearch.ast_lock import parse_ast
 
 POLICY_PATH = REPO_ROOT / "sandboxes" / "policy.toml"
 
@@ -77,7 +78,7 @@ def check_policy(code: str, policy: Policy | None = None) -> list[Violation]:
     if len(code) > policy.max_code_chars:
         return [_violation(policy, 1, "too-large", f"{len(code)} characters, at most {policy.max_code_chars}")]
     try:
-        tree = ast.parse(code, filename="<candidate>")
+        tree = parse_ast(code)  # under the AST lock: evaluator threads check code concurrently
     except SyntaxError as err:
         return [_violation(policy, err.lineno or 1, "syntax", f"{err.msg}")]
     except (ValueError, RecursionError, MemoryError, OverflowError) as err:

@@ -128,7 +128,7 @@ class _Channel:
         return reply.get("lm_result")
 
 
-def _check_common(prompt: Any, system: Any, temperature: Any, n: Any, max_chars: int) -> None:
+def _check_common(prompt: Any, system: Any, temperature: Any, max_chars: int) -> None:
     if not isinstance(prompt, str):
         raise TypeError("lm: prompt must be a str")
     if system is not None and not isinstance(system, str):
@@ -137,23 +137,34 @@ def _check_common(prompt: Any, system: Any, temperature: Any, n: Any, max_chars:
         raise ValueError(f"lm: prompt longer than {max_chars} characters")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
         raise ValueError("lm: temperature must be a number in [0, 2]")
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 32:
-        raise ValueError("lm: n must be an int in [1, 32]")
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def make_lm_proxy(channel: _Channel, max_chars: int) -> Any:
-    """The `lm` object: two methods whose state lives in closures (nothing internal is an attribute)."""
+    """The `lm` object: two methods whose state lives in closures (nothing internal is an attribute).
 
-    def ask(prompt: Any, *, system: Any = None, temperature: Any = 0.0, n: Any = 1) -> Any:
+    Requests carry exactly the keyword arguments `TaskLM.handle` accepts: ask -> prompt, system, temperature,
+    n (+ max_tokens when given); ask_json -> prompt, fields, system, temperature.
+    """
+
+    def ask(prompt: Any, *, system: Any = None, temperature: Any = 0.0, n: Any = 1, max_tokens: Any = None) -> Any:
         """Ask the model; a str, or a list of n str when n > 1."""
-        _check_common(prompt, system, temperature, n, max_chars)
-        return channel.request("ask", {"prompt": prompt, "system": system,
-                                       "temperature": float(temperature), "n": n})
+        _check_common(prompt, system, temperature, max_chars)
+        if not _is_int(n, 1, 32):
+            raise ValueError("lm: n must be an int in [1, 32]")
+        kwargs = {"prompt": prompt, "system": system, "temperature": float(temperature), "n": n}
+        if max_tokens is not None:
+            if not _is_int(max_tokens, 1, 32768):
+                raise ValueError("lm: max_tokens must be an int in [1, 32768]")
+            kwargs["max_tokens"] = max_tokens
+        return channel.request("ask", kwargs)
 
-    def ask_json(prompt: Any, fields: Any = None, *, system: Any = None, temperature: Any = 0.0,
-                 n: Any = 1) -> Any:
-        """Ask for a JSON object with the given fields ({name: description}); a dict (list of dicts if n > 1)."""
-        _check_common(prompt, system, temperature, n, max_chars)
+    def ask_json(prompt: Any, fields: Any = None, *, system: Any = None, temperature: Any = 0.0) -> Any:
+        """Ask for a JSON object with the given fields ({name: description}); returns a dict."""
+        _check_common(prompt, system, temperature, max_chars)
         if fields is None:
             fields = {"thinking": "your step by step reasoning", "answer": "your final answer"}
         if not isinstance(fields, dict) or len(fields) > 32 or not all(
@@ -162,7 +173,7 @@ def make_lm_proxy(channel: _Channel, max_chars: int) -> Any:
         if sum(len(k) + len(v) for k, v in fields.items()) > max_chars:
             raise ValueError(f"lm: fields longer than {max_chars} characters")
         return channel.request("ask_json", {"prompt": prompt, "fields": dict(fields), "system": system,
-                                            "temperature": float(temperature), "n": n})
+                                            "temperature": float(temperature)})
 
     class LM:
         __slots__ = ()
