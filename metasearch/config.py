@@ -79,6 +79,13 @@ class MCTSConfig(_Strict):
     top_k: int = Field(4, ge=1)
     meta_share: float = Field(0.0, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "MCTSConfig":
+        if self.use_value_model and self.evaluate_top > self.children:
+            raise ValueError(f"evaluate_top ({self.evaluate_top}) is more than children ({self.children}): the "
+                             f"value model cannot pick more children than are proposed")
+        return self
+
 
 class StrategyConfig(_Strict):
     name: Literal["meta", "mcts", "random"] = "meta"
@@ -133,6 +140,8 @@ def _describe(err: ValidationError, source: str) -> str:
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif first["type"] == "value_error" and "error" in first.get("ctx", {}):
+        msg = str(first["ctx"]["error"])  # our own validators' sentence, without pydantic's "Value error, "
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: {loc}: {msg}{more}"
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from metasearch.archive import Archive
 from metasearch.config import SearchConfig, parse_config
-from metasearch.errors import BudgetExceeded
+from metasearch.errors import BudgetExceeded, UserError
 from metasearch.evaluation import CandidateScore, Evaluator, TaskResult
 from metasearch.llm.accounting import Accountant
 from metasearch.llm.cache import ResponseCache
@@ -88,12 +88,13 @@ class Search:
         cfg = self.cfg
         with Archive(cfg.archive, writer=True) as archive:
             suite = load_suite(cfg.suite)
-            run_id = self._open_run(archive, suite)
-            state = RunState(run_id)
-            accountant = Accountant(cfg.budget, spent=self._spent(archive, run_id))
+            spent = self._spent(archive, self.resume_run) if self.resume_run is not None else Usage()
+            accountant = Accountant(cfg.budget, spent=spent)
             cache = ResponseCache(cfg.archive) if cfg.meta.cache else None
             meta_lm = LM(cfg.meta, seed=cfg.seed, cache=cache, accountant=accountant, tasks=suite.all_tasks())
-            meta_lm.check()
+            meta_lm.check()  # before the run is recorded: a dead endpoint leaves the archive untouched
+            run_id = self._open_run(archive, suite)
+            state = RunState(run_id)
             evaluator = Evaluator.from_config(cfg, sim_tasks=suite.all_tasks(), cache_path=cfg.archive,
                                               address=self.address)
             proposer = make_proposer(cfg)
@@ -101,6 +102,7 @@ class Search:
                                 dry_run=lambda code, n: self._dry_run(evaluator, accountant, suite, code, n))
             status = "finished"
             try:
+                archive.log_event(run_id, "evaluator_nodes", {"nodes": evaluator.nodes()})  # where work runs
                 self._seeds(archive, evaluator, accountant, suite, run_id)
                 self._iterations(ctx, proposer, evaluator, accountant)
                 self._final(archive, evaluator, accountant, suite, run_id)
@@ -109,6 +111,12 @@ class Search:
                 status, state.stop_reason = "stopped", f"budget: {err}"
             except KeyboardInterrupt:
                 status, state.stop_reason = "stopped", "interrupted"
+                raise
+            except UserError as err:  # e.g. the endpoint failed every retry: resumable once it is fixed
+                status, state.stop_reason = "stopped", f"error: {err}"
+                raise
+            except Exception as err:
+                status, state.stop_reason = "failed", f"crashed: {type(err).__name__}: {err}"
                 raise
             finally:
                 summary = self.summary(archive, run_id, state, accountant.spent(), proposer)

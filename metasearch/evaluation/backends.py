@@ -25,8 +25,8 @@ class LocalBackend:
     """Evaluation in the search process: threads drive sandbox worker processes; the LLM limit is process-wide."""
 
     def __init__(self, spec: RunnerSpec) -> None:
-        self.runner = TaskRunner(spec)
         self.in_flight = spec.evaluator.tasks_in_flight * spec.evaluator.actors
+        self.runner = TaskRunner(RunnerSpec(**{**spec.__dict__, "pool_size": self.in_flight}))
         self._pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="eval")
 
     def run_batch(self, candidate_key: str, code: str, tasks: list[Task]) -> Iterator[TaskResult]:
@@ -62,6 +62,33 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
 
 
+def _spread_over_nodes(n: int) -> list[Any]:
+    """On a cluster, actor i goes to live node i mod N (soft: a lost node's actor restarts elsewhere).
+
+    Ray's "SPREAD" strategy is best effort: on a fresh two-node cluster it put both zero-CPU actors on one node.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(n)]
+
+
+def _actor_row(ref: Any) -> dict[str, Any]:
+    """An actor task's row. A user error (e.g. the endpoint failing every retry) raised in the actor comes back as
+    itself, so the CLI prints its one line, not Ray's multi-line RayTaskError wrapper."""
+    import ray
+
+    from metasearch.errors import UserError
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, UserError):
+            raise err.cause from None
+        raise
+
+
 class RayBackend:
     """Evaluation on Ray actors, each hosting a TaskRunner (sandbox pool + LM) with many tasks in flight.
 
@@ -76,15 +103,16 @@ class RayBackend:
         from metasearch.evaluation.actor import EvalActor
 
         init_ray(address)
-        n = spec.evaluator.actors
-        share = max(1, spec.endpoint.concurrency // n)
-        actor_spec = RunnerSpec(**{**spec.__dict__, "concurrency": share})
+        limit = spec.endpoint.concurrency
+        n = min(spec.evaluator.actors, limit)  # each actor holds >= 1 LLM slot, so never more actors than slots
+        shares = [limit // n + (1 if i < limit % n else 0) for i in range(n)]  # the shares sum to the limit
         in_flight = spec.evaluator.tasks_in_flight
         opts: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "max_concurrency": in_flight,
                                 "num_cpus": 0}
-        if address is not None:
-            opts["scheduling_strategy"] = "SPREAD"  # on a cluster, use every node
-        self.actors = [EvalActor.options(**opts).remote(actor_spec) for _ in range(n)]
+        placement = _spread_over_nodes(n) if address is not None else [None] * n
+        self.actors = [EvalActor.options(**opts, **({"scheduling_strategy": where} if where else {}))
+                       .remote(RunnerSpec(**{**spec.__dict__, "concurrency": share}))
+                       for share, where in zip(shares, placement)]
         self.in_flight = in_flight * n
         ray.get([a.ready.remote() for a in self.actors])
 
@@ -104,7 +132,7 @@ class RayBackend:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     pending.pop(ref)
-                    yield TaskResult(**ray.get(ref))
+                    yield TaskResult(**_actor_row(ref))
         finally:
             for ref in pending:
                 ray.cancel(ref)

@@ -32,8 +32,8 @@ from metasearch.llm.cache import ResponseCache
 from metasearch.llm.seeding import derive_seed
 from metasearch.tasks.base import Task
 
-__all__ = ["LM", "TaskLM", "ChatResult", "Usage", "LLMCallError", "endpoint_limit", "json_instruction",
-           "parse_json_reply"]
+__all__ = ["LM", "TaskLM", "ChatResult", "Usage", "LLMCallError", "EndpointUnavailable", "endpoint_limit",
+           "json_instruction", "parse_json_reply"]
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
@@ -48,6 +48,14 @@ class LLMCallError(Exception):
     """An LLM call failed for good (retries exhausted, a non-retryable 4xx, or an unusable JSON reply).
 
     Not a user error: the candidate's task scores 0 with this message recorded, and the search goes on.
+    """
+
+
+class EndpointUnavailable(LLMCallError, EndpointError):
+    """The endpoint failed every attempt (429/5xx, timeouts, dropped connections, malformed replies).
+
+    This says nothing about the candidate, so it is not scored: the search stops with one line (exit 2) and
+    `resume` redoes the unfinished work once the endpoint is back, instead of recording the task as a 0.
     """
 
 
@@ -312,7 +320,8 @@ class LM(_Asking):
              seed: int | None = None, json_mode: bool = False, max_tokens: int | None = None) -> ChatResult:
         """One chat completion with `n` choices. Without a seed, one is derived from the LM seed and the request.
 
-        Raises LLMCallError (gave up), EndpointError (key rejected / wrong URL or model), BudgetExceeded.
+        Raises EndpointUnavailable (every attempt failed), LLMCallError (a non-retryable bad request),
+        EndpointError (key rejected / wrong URL or model), BudgetExceeded.
         """
         if not isinstance(messages, list) or not messages:
             raise ValueError("messages must be a non-empty list")
@@ -393,8 +402,8 @@ class LM(_Asking):
             if attempt + 1 < attempts:
                 delay = min(wait, RETRY_AFTER_CAP_S) if wait is not None else self._backoff(attempt)
                 time.sleep(delay)
-        raise LLMCallError(f"endpoint {self.endpoint.base_url}: call failed after {attempts} "
-                           f"attempt{'s' if attempts > 1 else ''}: {cause}")
+        raise EndpointUnavailable(f"endpoint {self.endpoint.base_url}: call failed after {attempts} "
+                                  f"attempt{'s' if attempts > 1 else ''}: {cause}")
 
     def _status_message(self, err: openai.APIStatusError) -> str:
         url = self.endpoint.base_url

@@ -84,8 +84,8 @@ KNOWN: dict[str, set[str]] = {
                 "long_context", "context_free_tokens", "temperature"},
     "interactions": {"refine_without_critique", "refine_fix", "debate_hardness", "role_x_step_back",
                      "aggregate_x_verify", "cot_x_step_back", "debate_x_critique", "aggregate_x_role",
-                     "critique_x_verify"},
-    "earlier": {"present_bonus", "absent_penalty", "plurality_weight", "anchor"},
+                     "critique_x_verify", "debate_x_role", "debate_x_step_back"},
+    "earlier": {"present_bonus", "absent_penalty", "plurality_weight", "anchor", "verify_keep"},
     "judge": {"ability", "difficulty_weight", "sycophancy"},
     "distractors": {"count", "dominant"},
     "tokens": {"steps_base", "steps_per_difficulty", "max_steps"},
@@ -474,6 +474,8 @@ class SimulatedLLM:
         if deb:
             logit += e.get("debate", 0) + x.get("debate_hardness", 0) * max(0.0, info.raw_difficulty)
             logit += x.get("debate_x_critique", 0) * f["critique"]
+            logit += x.get("debate_x_role", 0) * f["role"] * role_fit
+            logit += x.get("debate_x_step_back", 0) * f["step_back"]
         if refine:
             logit += e.get("refine", 0)
             logit += e.get("critique", 0) if f["critique"] else x.get("refine_without_critique", 0)
@@ -503,6 +505,10 @@ class SimulatedLLM:
             # asked for a different approach: it steers away from the earlier answers instead of reconciling
             logit -= self.profile.earlier.get("absent_penalty", 0) * ek.count(info.gold_key) / len(ek)
             wrong_counts = Counter()
+        elif ek and f["verify"] and not (f["aggregate"] or f["debate"] or f["refine"]) and \
+                _uniform(key, "keep") < self.profile.earlier.get("verify_keep", 0):
+            # asked to verify a proposed answer: a model mostly stands by it, right or wrong
+            return info.keys[ek[-1]]
         elif ek:
             share = ek.count(info.gold_key) / len(ek)
             ear = self.profile.earlier

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from metasearch.errors import BudgetExceeded
+from metasearch.errors import BudgetExceeded, EndpointError
 from metasearch.sandbox.limits import Limits
 from metasearch.sandbox.policy import check_policy
 
@@ -182,8 +182,8 @@ class _Worker:
         return "crash", f"worker died: {_signal_name(code)}"
 
     def execute(self, code: str, task: dict[str, Any], lm_handler: LMHandler) -> dict[str, Any]:
-        """Run one task; returns the worker's result dict, or raises TimeoutError / WorkerDied / BudgetExceeded
-        (after which the worker must be killed)."""
+        """Run one task; returns the worker's result dict, or raises TimeoutError / WorkerDied / BudgetExceeded /
+        EndpointError (after which the worker must be killed)."""
         self.send({"code": code, "task": task})
         budget = self.limits.wall_timeout_s
         calls = 0
@@ -200,8 +200,8 @@ class _Worker:
                 continue
             try:
                 reply = {"lm_result": lm_handler(str(message["lm"]), dict(message.get("kwargs") or {}))}
-            except BudgetExceeded:
-                raise
+            except (BudgetExceeded, EndpointError):
+                raise  # the run must stop: not the candidate's doing, so never turned into its exception
             except Exception as err:  # the handler's failure becomes an exception inside the candidate
                 reply = {"lm_error": f"{type(err).__name__}: {err}"[:2000]}
             try:
@@ -315,7 +315,7 @@ class SandboxPool:
 
     def run(self, code: str, task_public: dict[str, Any], lm_handler: LMHandler) -> SandboxResult:
         """Run `forward(task, lm)` of `code` on one task. Never raises for anything the candidate does;
-        raises BudgetExceeded when `lm_handler` does (the worker's task is killed first)."""
+        raises BudgetExceeded or EndpointError when `lm_handler` does (the worker's task is killed first)."""
         if self._closed:
             raise RuntimeError("SandboxPool is closed")
         start = time.monotonic()
