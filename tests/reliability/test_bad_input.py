@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import os
 import resource
-import shutil
 import signal
 import socket
 import sqlite3
