@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -31,7 +32,7 @@ from metasearch.evaluation.evaluator import Evaluator
 from metasearch.evaluation.runner import RunnerSpec
 from metasearch.llm.client import LM
 from metasearch.llm.seeding import derive_seed
-from metasearch.local import start_server
+from metasearch.local import default_threads, start_server
 from metasearch.search import candidate_key
 from metasearch.seeds import SEED_DIR
 from metasearch.tasks import load_suite
@@ -115,7 +116,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     left.set_ylabel(f"score on {SUITE} (n={agents[0]['n']}), 95% CI")
     left.set_title(f"seed agents on {result['model']}")
     ov = result["overhead"]
-    right.boxplot([ov["per_call_ms"]["bare"], ov["per_call_ms"]["lm"]], labels=["bare openai", "metasearch LM"])
+    right.boxplot([ov["per_call_ms"]["bare"], ov["per_call_ms"]["lm"]])
+    right.set_xticks([1, 2], ["bare openai", "metasearch LM"])
     right.set_ylabel("ms per call (same requests)")
     right.set_title(f"engine overhead: x{ov['ratio_lm_over_bare']:.3f} (median)")
     fig.tight_layout()
@@ -128,16 +130,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10, help="tasks per agent")
     parser.add_argument("--calls", type=int, default=12, help="overhead probe: calls per client")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max-tokens", type=int, default=128, help="server-side cap on each reply")
     args = parser.parse_args()
 
     started = time.monotonic()
-    with start_server(threads=args.threads, timeout_s=180) as server:
+    with start_server(threads=args.threads, timeout_s=180, max_tokens=args.max_tokens) as server:
         endpoint = endpoint_for(server.base_url, server.model)
         ov = overhead(endpoint, args.calls)
         agents = score_agents(endpoint, [a.strip() for a in args.agents.split(",") if a.strip()], args.n)
-    result = {"model": server.model, "server": "llama-cpp-python (python -m llama_cpp.server)", "suite": SUITE,
+    result = {"model": server.model, "server": "llama-cpp-python's server app (python -m metasearch.local)",
+              "reply_cap_tokens": args.max_tokens, "threads": args.threads or default_threads(), "suite": SUITE,
               "agents": agents, "overhead": ov, "machine": {"python": platform.python_version(),
-                                                             "cpus": __import__("os").cpu_count()},
+                                                             "cpus": os.cpu_count()},
               "duration_s": round(time.monotonic() - started, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "real_model.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))

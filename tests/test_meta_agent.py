@@ -79,3 +79,14 @@ def test_a_duplicate_of_an_archived_agent_is_asked_again(tmp_path: Path) -> None
     assert proposal.code == other
     assert "duplicated an archived agent" in lm.prompts[-1]
     assert "### Agent: old" in lm.prompts[0]
+
+
+def test_an_unusable_meta_agent_reply_becomes_a_failed_proposal(tmp_path: Path) -> None:
+    from metasearch.llm.client import LLMCallError
+
+    class Garbling(ScriptedMetaLM):
+        def ask_json(self, prompt: str, **kwargs: Any) -> dict[str, str]:
+            raise LLMCallError("no JSON object with fields thought, name, code after 2 repairs")
+
+    proposal = MetaAgentProposer().propose(make_ctx(tmp_path, Garbling([])), 1)[0]
+    assert proposal.error_kind == "meta" and "unusable" in proposal.error

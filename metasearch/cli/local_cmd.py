@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Optional
 
 import typer
@@ -16,14 +17,22 @@ def register(app: typer.Typer) -> None:
                   ctx: Optional[int] = typer.Option(None, "--ctx", help="context window in tokens "
                                                     "(default: SmolLM2's 8192)"),
                   threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: half the cores)"),
+                  max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="cap on each reply's "
+                                                           "tokens (default 512; requests may ask for fewer)"),
                   timeout: float = typer.Option(120.0, "--timeout", help="seconds to wait for the server")) -> None:
         """Serve SmolLM2-135M-Instruct at http://127.0.0.1:PORT/v1 until interrupted; prints the base URL."""
-        from metasearch.local import DEFAULT_CTX, start_server
+        from metasearch.local import DEFAULT_CTX, DEFAULT_MAX_TOKENS, start_server
 
-        server = start_server(port=port, ctx=ctx or DEFAULT_CTX, threads=threads, timeout_s=timeout)
+        server = start_server(port=port, ctx=ctx or DEFAULT_CTX, threads=threads, timeout_s=timeout,
+                              max_tokens=max_tokens or DEFAULT_MAX_TOKENS)
         print(f"SmolLM2 serving at {server.base_url} (model {server.model!r}, pid {server.pid}, "
               f"log {server.log_path})", flush=True)
         print(f"use it: metasearch run CONFIG --endpoint {server.base_url} --model {server.model}", flush=True)
+        def interrupted(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt  # SIGTERM / SIGHUP stop the server too, not only Ctrl-C
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, interrupted)
         try:
             code = server.process.wait()
             print(f"the server exited with code {code}: {server.log_tail(2)}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from metasearch.errors import EndpointError
+from metasearch.llm.client import LLMCallError
 from metasearch.llm.seeding import derive_seed
 from metasearch.novelty import fingerprint, nearest_parents
 from metasearch.proposers.base import Proposal, Proposer, SearchContext
@@ -81,11 +83,17 @@ class MetaAgentProposer(Proposer):
                 f"{CONTRACT}\n\n## Archive of discovered agents\n{archive}\n\n## Instruction\n{INSTRUCTION}\n")
 
     def _ask(self, ctx: SearchContext, prompt: str, seed: int) -> dict[str, Any]:
-        meta = ctx.cfg.strategy.meta
-        answer = ctx.meta_lm.ask_json(prompt, fields={"thought": "your reasoning and the design",
-                                                      "name": "a short name for the agent",
-                                                      "code": "the whole Python module"},
-                                      temperature=meta.temperature, seed=seed)
+        """One meta-agent turn. A reply still unusable after the client's repairs becomes a failed proposal (its
+        reason recorded); an endpoint that is down propagates (EndpointError) and stops the run, resumable."""
+        try:
+            answer = ctx.meta_lm.ask_json(prompt, fields={"thought": "your reasoning and the design",
+                                                          "name": "a short name for the agent",
+                                                          "code": "the whole Python module"},
+                                          temperature=ctx.cfg.strategy.meta.temperature, seed=seed)
+        except EndpointError:
+            raise
+        except LLMCallError as err:
+            return {"thought": "", "name": "", "code": "", "error": f"meta-agent reply unusable: {err}"}
         return {k: str(answer.get(k, "")) for k in ("thought", "name", "code")}
 
     def propose(self, ctx: SearchContext, iteration: int) -> list[Proposal]:
@@ -111,18 +119,25 @@ class MetaAgentProposer(Proposer):
             return derive_seed(seed, "meta", iteration, attempt, *parts)
 
         answer = self._ask(ctx, base, turn_seed("propose"))
+        if "error" in answer:
+            return Proposal(code=answer["code"], name=f"Unusable proposal {iteration}", origin="meta",
+                            error=answer["error"], error_kind="meta")
         for r in range(meta.reflections):
             reflect = (f"{base}\n# Reflection\n{_proposal_block(answer)}\n\nReview your proposal: is it novel compared "
                        f"with the archive? Is the code correct and does it follow the contract exactly? Improve it, and "
                        f"reply with the improved JSON object (thought, name, code).\n")
-            answer = self._ask(ctx, reflect, turn_seed("reflect", r))
+            revised = self._ask(ctx, reflect, turn_seed("reflect", r))
+            answer = answer if "error" in revised else revised
         error, kind = self._check(ctx, answer["code"])
         for d in range(meta.debug_rounds):
             if error is None:
                 break
             debug = (f"{base}\n# Debug\n## Error\n{error}\n\n{_proposal_block(answer)}\n\nThe code above failed when it "
                      f"was run. Fix it and reply with the corrected JSON object (thought, name, code).\n")
-            answer = self._ask(ctx, debug, turn_seed("debug", d))
+            fixed = self._ask(ctx, debug, turn_seed("debug", d))
+            if "error" in fixed:
+                break
+            answer = fixed
             error, kind = self._check(ctx, answer["code"])
         parents = nearest_parents(answer["code"], SearchContext.evaluated(ctx.view(iteration)))
         return Proposal(code=answer["code"], name=answer["name"].strip()[:120] or f"Agent {iteration}",

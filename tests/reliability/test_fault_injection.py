@@ -134,3 +134,16 @@ def test_a_stop_inside_the_sandbox_path_is_one_line_not_the_candidates_fault(tmp
         with Evaluator.from_config(cfg) as evaluator, pytest.raises(EndpointError, match="HTTP 503"):
             evaluator.evaluate("k", swallow, suite.val)
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.slow
+def test_an_endpoint_failing_inside_a_ray_actor_is_the_same_one_line_error(tmp_path: Path) -> None:
+    """On Ray the actor's EndpointUnavailable comes back as itself, not wrapped in a multi-line RayTaskError."""
+    code = "NAME = 'asker'\ndef forward(task, lm):\n    return lm.ask(task.question)\n"
+    with FaultyEndpoint(rates={"500": 1.0}) as proxy:
+        cfg = fault_config(tmp_path, proxy.base_url, endpoint__max_retries=1, suite__val=4, evaluator__use_ray=True,
+                           evaluator__actors=1, evaluator__tasks_in_flight=2)
+        with Evaluator.from_config(cfg) as evaluator, pytest.raises(EndpointError) as info:
+            evaluator.evaluate("k", code, load_suite(cfg.suite).val)
+    message = str(info.value)
+    assert "\n" not in message and "HTTP 500" in message and "failed after 2 attempts" in message
