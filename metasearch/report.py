@@ -226,7 +226,7 @@ def _header(run: dict[str, Any], overview: dict[str, Any]) -> str:
     sub = (f"run {run['id']} · suite {run['suite']} · model {run['model']} at {run['base_url']} · seed {run['seed']}"
            f" · started {(run['created_at'] or '')[:19].replace('T', ' ')} UTC")
     counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in overview["by_status"].items() if n)
-    stop = f" · stopped by {overview['stop_reason']}" if overview.get("stop_reason") else ""
+    stop = f" · {overview['stop_reason']}" if overview.get("stop_reason") else ""
     return (f"<h1>metasearch run '{_e(run['name'])}'</h1><p class='sub'>{_e(sub)}</p>"
             f"<div class='cards'>{card_html}</div><p class='muted'>{_e(counts)}{_e(stop)}</p>")
 
