@@ -228,11 +228,11 @@ class Search:
             return None  # the exact code of an earlier candidate: nothing new to record
         if cand["status"] in FINAL_STATUSES:
             return cid  # finished before an interruption
-        if twin is not None:
+        if p.error:  # already failed (e.g. still broken after the debug rounds): not a duplicate of anything
+            archive.update_candidate(cid, status="failed", error=p.error, error_kind=p.error_kind)
+        elif twin is not None:
             archive.update_candidate(cid, status="rejected", error=f"duplicate of candidate {twin['id']}",
                                      error_kind="duplicate")
-        elif p.error:
-            archive.update_candidate(cid, status="failed", error=p.error, error_kind=p.error_kind)
         elif not p.evaluate:
             archive.update_candidate(cid, status="pruned")
         else:

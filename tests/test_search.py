@@ -153,3 +153,21 @@ def test_kill_9_mid_run_then_resume_loses_and_repeats_nothing(tmp_path: Path) ->
     con = sqlite3.connect(cfg.archive)
     assert con.execute("pragma integrity_check").fetchone()[0] == "ok"
     con.close()
+
+
+def test_a_meta_agent_that_never_answers_usably_fails_each_proposal_and_the_run_finishes(tmp_path: Path,
+                                                                                         monkeypatch: Any) -> None:
+    from metasearch.llm.client import LLMCallError
+
+    def garbled(self: Any, prompt: str, **kwargs: Any) -> dict:
+        raise LLMCallError("no JSON object with the fields thought, name, code after 2 repairs")
+
+    monkeypatch.setattr("metasearch.llm.client.LM.ask_json", garbled)
+    cfg = small_config(tmp_path, budget__iterations=2, suite__val=6, suite__test=6)
+    summary = Search(cfg).run()
+    with Archive(cfg.archive, create=False) as archive:
+        assert archive.get_run(1)["status"] == "finished"
+        failed = [c for c in archive.candidates(1) if c["origin"] == "meta"]
+    assert [c["iteration"] for c in failed] == [1, 2]
+    assert all(c["status"] == "failed" and c["error_kind"] == "meta" and "unusable" in c["error"] for c in failed)
+    assert summary["winner"]["origin"] == "seed"

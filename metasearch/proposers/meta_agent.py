@@ -120,7 +120,10 @@ class MetaAgentProposer(Proposer):
 
         answer = self._ask(ctx, base, turn_seed("propose"))
         if "error" in answer:
-            return Proposal(code=answer["code"], name=f"Unusable proposal {iteration}", origin="meta",
+            # no code came back: record the failure under a placeholder unique to this turn, so each iteration's
+            # failure is its own archived candidate with its reason
+            placeholder = f"# the meta-agent's reply at iteration {iteration}, attempt {attempt} held no usable code\n"
+            return Proposal(code=placeholder, name=f"Unusable proposal {iteration}", origin="meta",
                             error=answer["error"], error_kind="meta")
         for r in range(meta.reflections):
             reflect = (f"{base}\n# Reflection\n{_proposal_block(answer)}\n\nReview your proposal: is it novel compared "
