@@ -223,11 +223,7 @@ MUTANTS = mutants()
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
-@pytest.fixture(scope="module")
-def canary_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("canary")
-    path.chmod(0o777)  # only the sandbox, not file permissions, may stop the write
-    return path
+from test_sandbox_corpus import canary_dir  # noqa: E402,F401  (the same canary fixture as the corpus test)
 
 
 @pytest.fixture(scope="module")
