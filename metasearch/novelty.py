@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from functools import lru_cache
 
 _IGNORED = {"NAME", "THOUGHT"}
 
@@ -37,6 +38,7 @@ def normalized_code(code: str) -> str | None:
         return None
 
 
+@lru_cache(maxsize=65536)
 def fingerprint(code: str) -> str:
     """sha256 of the normalised code (of the raw text when it does not parse)."""
     norm = normalized_code(code)

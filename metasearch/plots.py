@@ -54,19 +54,10 @@ class RunData:
 
 
 def best_candidate(archive: Archive, run_id: int) -> dict[str, Any] | None:
-    """The run's winner as the search chose it: the summary's winner, else the best-on-validation finalist.
+    """The run's winner as the search chose it (see `metasearch.search.run_winner`)."""
+    from metasearch.search import run_winner
 
-    Never the best on the test split: choosing by test score would overstate the winner (selection on test).
-    """
-    summary = archive.get_run(run_id).get("summary") or {}
-    winner = summary.get("winner") if isinstance(summary, dict) else None
-    if isinstance(winner, dict) and isinstance(winner.get("id"), int):
-        found = archive.candidates_by_ids([winner["id"]])
-        if found and found[0]["run_id"] == run_id:
-            return found[0]
-    evaluated = archive.top(run_id, k=1_000_000)
-    tested = [c for c in evaluated if c["test_score"] is not None]
-    return (tested or evaluated or [None])[0]
+    return run_winner(archive, run_id)
 
 
 def plot_run(archive: Archive, run_id: int | str, out_dir: str | Path) -> list[Path]:

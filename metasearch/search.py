@@ -331,13 +331,31 @@ def _brief(c: dict[str, Any] | None) -> dict[str, Any] | None:
                                   "test_ci_high", "tokens", "cost")}
 
 
+def choose_winner(evaluated: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best-on-validation candidate among those re-evaluated on test (else among all), from candidates ranked
+    by validation score. Never the best on test: choosing by test score would overstate the winner."""
+    tested = [c for c in evaluated if c["test_score"] is not None]
+    return (tested or evaluated or [None])[0]
+
+
+def run_winner(archive: Archive, run_id: int) -> dict[str, Any] | None:
+    """The run's winner as its summary recorded it, else as `choose_winner` picks it (export, report and plots
+    all show this one)."""
+    summary = archive.get_run(run_id).get("summary") or {}
+    winner = summary.get("winner") if isinstance(summary, dict) else None
+    if isinstance(winner, dict) and isinstance(winner.get("id"), int):
+        found = archive.candidates_by_ids([winner["id"]])
+        if found and found[0]["run_id"] == run_id:
+            return found[0]
+    return choose_winner(archive.top(run_id, k=1_000_000))
+
+
 def run_summary(archive: Archive, run_id: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Seeds vs winner on the test split with CIs, counts by status, spend. Deterministic apart from `extra`."""
     evaluated = archive.top(run_id, k=100_000)
     seeds = [c for c in evaluated if c["origin"] == "seed"]
     best_seed = seeds[0] if seeds else None
-    tested = [c for c in evaluated if c["test_score"] is not None]
-    winner = tested[0] if tested else (evaluated[0] if evaluated else None)  # best by validation among finalists
+    winner = choose_winner(evaluated)
     counts: dict[str, int] = {}
     for c in archive.candidates(run_id):
         counts[c["status"]] = counts.get(c["status"], 0) + 1

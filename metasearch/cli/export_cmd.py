@@ -15,16 +15,18 @@ _ARCHIVE = typer.Option(os.environ.get("METASEARCH_ARCHIVE", "runs/metasearch.db
 
 
 def best_of_run(archive: Any, run: str | None) -> dict[str, Any]:
-    """The run's winner: the best test score among re-evaluated finalists, else the best validation score."""
+    """The run's winner as the search chose it (best on validation among the finalists), the one the summary and
+    the report show; the latest run when none is named."""
+    from metasearch.search import run_winner
+
     runs = archive.runs()
     if not runs:
         raise ArchiveError("the archive has no runs")
     row = archive.get_run(int(run) if run and run.isdigit() else run) if run else max(runs, key=lambda r: r["id"])
-    tested = archive.top(row["id"], k=1, by="test_score")
-    best = tested or archive.top(row["id"], k=1)
-    if not best:
+    best = run_winner(archive, row["id"])
+    if best is None:
         raise ArchiveError(f"run {row['id']} has no evaluated candidate")
-    return best[0]
+    return best
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any, Protocol
 
 from metasearch.evaluation.runner import RunnerSpec, TaskResult, TaskRunner
@@ -26,7 +27,7 @@ class LocalBackend:
 
     def __init__(self, spec: RunnerSpec) -> None:
         self.in_flight = spec.evaluator.tasks_in_flight * spec.evaluator.actors
-        self.runner = TaskRunner(RunnerSpec(**{**spec.__dict__, "pool_size": self.in_flight}))
+        self.runner = TaskRunner(replace(spec, pool_size=self.in_flight))
         self._pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="eval")
 
     def run_batch(self, candidate_key: str, code: str, tasks: list[Task]) -> Iterator[TaskResult]:
@@ -113,7 +114,7 @@ class RayBackend:
                                 "num_cpus": 0}
         placement = _spread_over_nodes(n) if address is not None else [None] * n
         self.actors = [EvalActor.options(**opts, **({"scheduling_strategy": where} if where else {}))
-                       .remote(RunnerSpec(**{**spec.__dict__, "concurrency": share}))
+                       .remote(replace(spec, concurrency=share))
                        for share, where in zip(shares, placement)]
         self.in_flight = in_flight * n
         ray.get([a.ready.remote() for a in self.actors])
