@@ -90,17 +90,25 @@ class _Points:
         self.plan = plan
         self.hold = hold
         self._lock = threading.Lock()
+        self._dying = False
         self._fds = {p: os.open(directory / f"count.{p}", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                      for p in POINTS}
 
-    def bump(self, point: str) -> int:
-        """Count one call; returns the cumulative count including it."""
-        with self._lock:
-            os.write(self._fds[point], b".")
-            return os.fstat(self._fds[point]).st_size
+    def bump(self, point: str) -> tuple[int, bool]:
+        """Count one call; returns the cumulative count including it, and whether this call is a planned kill.
 
-    def fires(self, point: str, count: int) -> bool:
-        return count in self.plan.get(point, ())
+        Once a kill is decided, every other thread of this process that reaches a point stops there, uncounted:
+        a call counted in the instant between the decision and the SIGKILL would use up a threshold of the plan
+        in a process that can no longer fire it (the kill would silently never happen)."""
+        with self._lock:
+            if not self._dying:
+                os.write(self._fds[point], b".")
+                count = os.fstat(self._fds[point]).st_size
+                fire = count in self.plan.get(point, ())
+                self._dying = fire
+                return count, fire
+        time.sleep(60)  # the dying thread's SIGKILL lands first
+        raise RuntimeError("kill point: the process outlived its SIGKILL")
 
     def maybe_hold(self, point: str, count: int) -> None:
         if self.hold != (point, count):
@@ -136,9 +144,9 @@ def install(points: _Points) -> None:
                 bound = {**dict(zip(("cid", "split", "rows"), args)), **kwargs}
                 for row in bound["rows"]:
                     points.log("recorded.jsonl", [int(bound["cid"]), bound["split"], str(row.get("task_id"))])
-            count = points.bump(name)
+            count, fire = points.bump(name)
             points.maybe_hold(name, count)
-            if points.fires(name, count):
+            if fire:
                 with self.transaction():  # the real write happens, then the process dies before COMMIT
                     original(self, *args, **kwargs)
                     points.die(name, count)
@@ -153,9 +161,9 @@ def install(points: _Points) -> None:
 
     def chat(self: LM, *args: Any, **kwargs: Any) -> Any:
         result = real_chat(self, *args, **kwargs)
-        count = points.bump("chat")
+        count, fire = points.bump("chat")
         points.maybe_hold("chat", count)
-        if points.fires("chat", count):
+        if fire:
             points.die("chat", count)
         return result
 
@@ -169,9 +177,9 @@ def install(points: _Points) -> None:
 
         def propose(ctx: Any, iteration: int) -> Any:
             proposals = real_propose(ctx, iteration)
-            count = points.bump("propose")
+            count, fire = points.bump("propose")
             points.maybe_hold("propose", count)
-            if points.fires("propose", count):
+            if fire:
                 points.die("propose", count)
             return proposals
 
