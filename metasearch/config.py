@@ -32,6 +32,7 @@ class EndpointConfig(_Strict):
     price_prompt_per_1k: float = Field(0.00015, ge=0)
     price_completion_per_1k: float = Field(0.0006, ge=0)
     cache: bool = True
+    native_n: bool = True  # False for servers that ignore `n` (llama.cpp): n samples become n single calls
 
     def api_key(self) -> str:
         """The key from the environment; simulated and local endpoints accept any key."""
@@ -182,6 +183,7 @@ max_retries = 5                  # on 429/5xx/timeouts/malformed replies, with b
 price_prompt_per_1k = 0.00015    # dollars per 1,000 prompt tokens
 price_completion_per_1k = 0.0006
 cache = true                     # SQLite response cache in the archive: reruns cost nothing
+native_n = true                  # false if the server ignores n > 1 (llama.cpp): n single calls instead
 
 # [meta_endpoint]                # optional: a different model for the meta-agent (same keys as [endpoint])
 

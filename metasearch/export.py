@@ -46,7 +46,13 @@ class LM:
         if json_mode:
             kwargs["response_format"] = {"type": "json_object"}
         reply = self.client.chat.completions.create(**kwargs)
-        return [(c.message.content or "") for c in reply.choices]
+        texts = [(c.message.content or "") for c in reply.choices]
+        while len(texts) < n:  # servers such as llama.cpp ignore n > 1: top up with single calls
+            more = self._chat(messages, temperature=temperature, n=1, json_mode=json_mode)
+            if not more:
+                break
+            texts += more
+        return texts[:n]
 
     def ask(self, prompt, system=None, temperature=0.0, n=1):
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
@@ -106,13 +112,14 @@ def export_module(candidate: dict[str, Any], run: dict[str, Any] | None = None) 
     provenance = {"candidate": candidate["id"], "run": candidate.get("run_id"), "name": candidate["name"],
                   "validation_score": candidate.get("score"), "test_score": candidate.get("test_score"),
                   "model": default_model, "base_url": base_url}
-    header = (f'"""{candidate["name"]}: an agent found by metasearch.\n\n'
+    title = str(candidate["name"]).replace("\\", "/").replace('"""', '"')  # a name cannot end the docstring
+    header = (f'"""{title}: an agent found by metasearch.\n\n'
               f"Score {score if score is None else round(score, 4)} (see PROVENANCE). Usage:\n"
               f'    python {{this file}} "What is 17*3?" --base-url http://127.0.0.1:8000/v1 --model MODEL\n'
               f"    from agent import solve; solve(question, model=..., base_url=...)\n"
               f'Needs only the `openai` package and the standard library.\n"""\n')
     parts = [header,
-             f"PROVENANCE = {json.dumps(provenance, sort_keys=True)}",
+             f"PROVENANCE = {dict(sorted(provenance.items()))!r}",  # a Python literal: None, not JSON's null
              f"DEFAULT_MODEL = {default_model!r}",
              f"DEFAULT_BASE_URL = {default_base!r}",
              "",

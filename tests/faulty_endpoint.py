@@ -71,7 +71,7 @@ class FaultyEndpoint:
     def __init__(self, *, rates: dict[str, float] | None = None, script: list[str] | None = None,
                  upstream: str | None = None, seed: int = 0, retry_after: float = 0.2, slow_s: float = 2.0,
                  latency_s: float = 0.0, replies: list[str] | None = None, html: bool = False,
-                 api_key: str | None = None, usage: bool = True,
+                 api_key: str | None = None, usage: bool = True, single_choice: bool = False,
                  responder: Callable[[dict[str, Any], int], str] | None = None) -> None:
         unknown = set(rates or {}) | set(script or ())
         unknown -= set(FAULTS)
@@ -87,6 +87,7 @@ class FaultyEndpoint:
         self.html = html
         self.api_key = api_key
         self.usage = usage
+        self.single_choice = single_choice  # one choice whatever `n` says, as llama.cpp's server answers
         self.responder = responder or canned_text
         self.stats = Stats()
         self._rng = random.Random(seed)
@@ -247,7 +248,7 @@ class FaultyEndpoint:
                 self._session = ClientSession(timeout=ClientTimeout(total=120))
             async with self._session.post(f"{self.upstream}/chat/completions", json=body) as resp:
                 return await resp.json(content_type=None)
-        n = int(body.get("n") or 1)
+        n = 1 if self.single_choice else int(body.get("n") or 1)
         texts = [self.replies.popleft() if self.replies else self.responder(body, i) for i in range(n)]
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages") or [])
         payload: dict[str, Any] = {

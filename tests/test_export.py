@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import small_config
 from metasearch.archive import Archive
 from metasearch.export import export_module, promote
@@ -59,3 +61,22 @@ def test_promoted_winner_becomes_a_seed_with_provenance(tmp_path: Path) -> None:
     seeds = load_seeds(["all"], seed_dir)
     assert [s.name for s in seeds] == [best["name"]]
     assert export_module(best, run).count("def forward(") == 1
+
+
+def test_exported_agent_tops_up_samples_from_a_server_that_ignores_n(tmp_path: Path) -> None:
+    """An exported self-consistency agent still gets its n samples from llama.cpp (one choice per reply)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from faulty_endpoint import FaultyEndpoint
+
+    candidate = {"id": 1, "run_id": 1, "name": "CoT-SC", "code": load_seeds(["cot_sc"])[0].code,
+                 "score": None, "test_score": None}
+    out = tmp_path / "agent.py"
+    out.write_text(export_module(candidate))
+    spec = importlib.util.spec_from_file_location("exported_sc", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with FaultyEndpoint(single_choice=True) as server:
+        lm = module.LM("canned", base_url=server.base_url)
+        texts = lm.ask("sample", temperature=0.9, n=3)
+        assert len(texts) == 3 and [b["n"] for b in server.stats.bodies] == [3, 1, 1]
+        assert module.forward(module.Task("What is 2+2?"), lm) is not None

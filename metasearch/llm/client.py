@@ -330,6 +330,9 @@ class LM(_Asking):
         params = {"temperature": float(temperature), "n": n, "json_mode": bool(json_mode), "max_tokens": max_tokens}
         if seed is None:
             seed = derive_seed(self.seed, ResponseCache.key_for("", self.endpoint.model, messages, params, None))
+        if n > 1 and not self.endpoint.native_n:
+            return self._chat_one_by_one(messages, temperature=temperature, n=n, seed=seed, json_mode=json_mode,
+                                         max_tokens=max_tokens)
         if self.accountant is not None:
             self.accountant.check()
         cache, key = self.cache, ""
@@ -355,6 +358,20 @@ class LM(_Asking):
                             "model": self.endpoint.model})
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost, calls=1)
         return self._record(ChatResult(texts, usage, cached=False))
+
+    def _chat_one_by_one(self, messages: list[dict[str, Any]], *, temperature: float, n: int, seed: int,
+                         json_mode: bool, max_tokens: int | None) -> ChatResult:
+        """`n` samples as `n` single calls, for servers that answer one choice whatever `n` says (llama.cpp).
+
+        Each call has its own seed derived from the request's, so the samples differ at temperature > 0 and the
+        same request gives the same samples; each call is cached, billed and counted on its own (they are sent
+        and paid for one by one)."""
+        parts = [self.chat(messages, temperature=temperature, n=1, seed=derive_seed(seed, "sample", i),
+                           json_mode=json_mode, max_tokens=max_tokens) for i in range(n)]
+        usage = Usage()
+        for part in parts:
+            usage.add(part.usage)
+        return ChatResult([part.texts[0] for part in parts], usage, cached=all(part.cached for part in parts))
 
     def _record(self, result: ChatResult) -> ChatResult:
         with self._lock:
