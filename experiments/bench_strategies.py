@@ -1,6 +1,6 @@
 """Benchmark: value-guided MCTS vs plain MCTS vs Meta Agent Search vs random, at the same evaluation budget.
 
-On the simulated LLM (sim://default, builtin:arith), each strategy gets the same seed agents and `--evals`
+On the simulated LLM (sim://default, or `--profile alt|weak|strong`; builtin:arith), each strategy gets the same seed agents and `--evals`
 search iterations (one real evaluation each: MCTS with the value model proposes `children` per iteration but
 evaluates only the top one), over `--seeds` seeds (the seed also picks the task split). Reported per strategy:
 
@@ -12,7 +12,7 @@ evaluates only the top one), over `--seeds` seeds (the seed also picks the task 
 
 Writes experiments/results/bench_strategies.json and .png and prints a one-line summary.
 
-    python experiments/bench_strategies.py                      # 5 seeds x 50 evaluations (slow: about an hour)
+    python experiments/bench_strategies.py --jobs 2             # 5 seeds x 50 evaluations (~30 min on 2 cores)
     python experiments/bench_strategies.py --seeds 2 --evals 20 --val 50 --test 100   # quick
 """
 
@@ -46,6 +46,7 @@ def config(strategy: str, seed: int, args: argparse.Namespace, archive: str) -> 
         strat["mcts"] = {**strat["mcts"], "children": args.children, "acquisition": args.acquisition}
     return parse_config({
         "name": f"bench-{strategy}-{seed}", "seed": seed, "archive": archive,
+        "endpoint": {"base_url": f"sim://{args.profile}", "model": f"sim-{args.profile}"},
         "budget": {"iterations": args.evals},
         "suite": {"source": "builtin:arith", "val": args.val, "test": args.test, "seed": seed},
         "strategy": strat,
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cascade", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--profile", default="default", help="simulated LLM profile (default, alt, weak, strong)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
@@ -195,17 +197,18 @@ def main(argv: list[str] | None = None) -> int:
                       f"{runs[-1]['wall_s']}s", file=sys.stderr)
     agg = aggregate(runs, seeds)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    result = {"settings": settings, "endpoint": "sim://default", "suite": "builtin:arith", "summary": agg,
+    result = {"settings": settings, "endpoint": f"sim://{args.profile}", "suite": "builtin:arith", "summary": agg,
               "runs": runs, "wall_s": round(time.monotonic() - started, 1)}
-    (args.out / "bench_strategies.json").write_text(json.dumps(result, indent=1))
-    plot(runs, agg, args.out / "bench_strategies.png")
+    stem = "bench_strategies" if args.profile == "default" else f"bench_strategies_{args.profile}"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    plot(runs, agg, args.out / f"{stem}.png")
     parts = []
     for s in strategies:
         a = agg[s]
         parts.append(f"{s}: test {a['best_test_mean']}±{a['best_test_sd']} tokens/meta "
                      f"{a['token_ratio_to_meta_median']} reached {a['reached_meta_best']}"
                      + (f" spearman {a['spearman_mean']}" if a["spearman_mean"] is not None else ""))
-    print(f"bench_strategies ({args.seeds} seeds x {args.evals} evals): " + "; ".join(parts))
+    print(f"bench_strategies (sim://{args.profile}, {args.seeds} seeds x {args.evals} evals): " + "; ".join(parts))
     return 0
 
 
