@@ -178,12 +178,12 @@ def test_close_stops_every_worker() -> None:
         pool.run("def forward(task, lm):\n    return 1\n", TASK, echo)
 
 
-def test_worker_starts_fast_and_imports_nothing_heavy() -> None:
-    start = time.monotonic()
+def test_worker_imports_nothing_heavy() -> None:
+    """A worker is cheap to replace because it imports no heavy module (its start time is measured by
+    experiments/bench_sandbox_overhead.py, not asserted here)."""
     with SandboxPool(1, LIMITS) as pool:
-        elapsed = time.monotonic() - start
         res = pool.run("def forward(task, lm):\n    return 'x'\n", TASK, echo)
-    assert res.ok and elapsed < 3.0
+    assert res.ok and res.answer == "x"
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", "import sys, metasearch.sandbox.worker as w, "
