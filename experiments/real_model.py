@@ -8,7 +8,7 @@ Three measurements, reported as they come (the model is tiny: scores near zero a
    through a bare `openai` client, interleaved ABBA so drift hits both alike; the ratio of median times.
 
     pip install -e ".[local]"
-    python experiments/real_model.py [--agents cot,direct] [--n 10] [--calls 12]
+    python experiments/real_model.py [--agents cot,direct,cot_sc] [--n 10] [--calls 12]
 
 Writes experiments/results/real_model.{json,png} and prints a one-line summary.
 """
@@ -44,7 +44,8 @@ MAX_TOKENS = 48  # the overhead probe's replies: short and fixed, so both client
 
 def endpoint_for(base_url: str, model: str) -> EndpointConfig:
     return EndpointConfig(base_url=base_url, model=model, concurrency=1, timeout_s=120, max_retries=1,
-                          price_prompt_per_1k=0.0, price_completion_per_1k=0.0, cache=False)
+                          price_prompt_per_1k=0.0, price_completion_per_1k=0.0, cache=False,
+                          native_n=False)  # llama.cpp's server ignores n > 1: cot_sc's samples go one by one
 
 
 def score_agents(endpoint: EndpointConfig, agents: list[str], n: int) -> list[dict[str, Any]]:
@@ -126,7 +127,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", default="cot,direct")
+    parser.add_argument("--agents", default="cot,direct,cot_sc")
     parser.add_argument("--n", type=int, default=10, help="tasks per agent")
     parser.add_argument("--calls", type=int, default=12, help="overhead probe: calls per client")
     parser.add_argument("--threads", type=int, default=None)
