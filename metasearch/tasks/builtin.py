@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from metasearch.tasks.base import Task
 
@@ -117,12 +118,18 @@ def _arith_problem(rng: random.Random) -> tuple[str, int, int, int]:
     return " ".join(sentences), value, steps, magnitude
 
 
-def _arith_task(index: int, rng: random.Random, seen: set[str]) -> Task:
+def _draw_unseen(draw: Callable[[random.Random], tuple[Any, ...]], rng: random.Random,
+                 seen: set[str]) -> tuple[Any, ...]:
+    """Draw problems until one has a question not in `seen` (a pool never repeats a question); record it."""
     while True:
-        question, answer, steps, magnitude = _arith_problem(rng)
-        if question not in seen:
-            seen.add(question)
-            break
+        problem = draw(rng)
+        if problem[0] not in seen:
+            seen.add(problem[0])
+            return problem
+
+
+def _arith_task(index: int, rng: random.Random, seen: set[str]) -> Task:
+    question, answer, steps, magnitude = _draw_unseen(_arith_problem, rng, seen)
     jitter = (rng.random() - 0.5) * 0.4
     return Task(id=f"arith-{index:05d}", question=question, answer=str(answer), kind="math",
                 meta={"difficulty": _difficulty(steps, magnitude, jitter), "steps": steps, "scorer": "numeric"})
@@ -175,22 +182,14 @@ def mixed_pool() -> tuple[Task, ...]:
         return Task(id=f"mixed-{i:05d}", question=t.question, answer=t.answer, kind="math", meta=t.meta)
 
     def qa_task(i: int) -> Task:
-        while True:
-            question, name, facts = _order_question(rng)
-            if question not in seen:
-                seen.add(question)
-                break
+        question, name, facts = _draw_unseen(_order_question, rng, seen)
         jitter = (rng.random() - 0.5) * 0.4
         return Task(id=f"mixed-{i:05d}", question=question, answer=name, kind="qa",
                     meta={"difficulty": round(-1.2 + 0.6 * (facts - 2) + jitter, 3), "steps": facts,
                           "scorer": "f1"})
 
     def mc_task(i: int) -> Task:
-        while True:
-            question, letter, steps, magnitude = _mc_question(rng)
-            if question not in seen:
-                seen.add(question)
-                break
+        question, letter, steps, magnitude = _draw_unseen(_mc_question, rng, seen)
         jitter = (rng.random() - 0.5) * 0.4
         return Task(id=f"mixed-{i:05d}", question=question, answer=letter, kind="mc",
                     meta={"difficulty": _difficulty(steps, magnitude, jitter - 0.4), "steps": steps,
