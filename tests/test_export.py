@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import small_config
+from faulty_endpoint import FaultyEndpoint
 from metasearch.archive import Archive
 from metasearch.export import export_module, promote
 from metasearch.search import Search
@@ -65,9 +64,6 @@ def test_promoted_winner_becomes_a_seed_with_provenance(tmp_path: Path) -> None:
 
 def test_exported_agent_tops_up_samples_from_a_server_that_ignores_n(tmp_path: Path) -> None:
     """An exported self-consistency agent still gets its n samples from llama.cpp (one choice per reply)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from faulty_endpoint import FaultyEndpoint
-
     candidate = {"id": 1, "run_id": 1, "name": "CoT-SC", "code": load_seeds(["cot_sc"])[0].code,
                  "score": None, "test_score": None}
     out = tmp_path / "agent.py"

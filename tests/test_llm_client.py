@@ -62,24 +62,21 @@ def test_n_samples_become_single_calls_for_servers_that_ignore_n() -> None:
     with FaultyEndpoint(single_choice=True) as server:
         with LM(endpoint(server, max_retries=0)) as lm, pytest.raises(LLMCallError, match="1 choices, asked for 3"):
             lm.ask("sample", n=3, temperature=0.9)  # native_n on (the default): a short reply is malformed
-        _check_single_calls(server)
 
+        def sample(seed: int) -> tuple[list[str], list[dict], Usage]:
+            before = len(server.stats.bodies)
+            with LM(endpoint(server, native_n=False, cache=False), seed=seed) as lm:
+                texts = lm.ask("sample", n=3, temperature=0.9)
+                usage = lm.usage
+            return texts, server.stats.bodies[before:], usage
 
-def _check_single_calls(server: FaultyEndpoint) -> None:
-    def sample(seed: int) -> tuple[list[str], list[dict], Usage]:
-        before = len(server.stats.bodies)
-        with LM(endpoint(server, native_n=False, cache=False), seed=seed) as lm:
-            texts = lm.ask("sample", n=3, temperature=0.9)
-            usage = lm.usage
-        return texts, server.stats.bodies[before:], usage
-
-    texts, bodies, usage = sample(1)
-    assert isinstance(texts, list) and len(texts) == 3 and len(set(texts)) == 3
-    assert [b["n"] for b in bodies] == [1, 1, 1] and len({b["seed"] for b in bodies}) == 3
-    assert usage.calls == 3 and usage.prompt_tokens > 0
-    again, again_bodies, _ = sample(1)
-    assert again == texts and [b["seed"] for b in again_bodies] == [b["seed"] for b in bodies]
-    assert sample(2)[0] != texts
+        texts, bodies, usage = sample(1)
+        assert isinstance(texts, list) and len(texts) == 3 and len(set(texts)) == 3
+        assert [b["n"] for b in bodies] == [1, 1, 1] and len({b["seed"] for b in bodies}) == 3
+        assert usage.calls == 3 and usage.prompt_tokens > 0
+        again, again_bodies, _ = sample(1)
+        assert again == texts and [b["seed"] for b in again_bodies] == [b["seed"] for b in bodies]
+        assert sample(2)[0] != texts
 
 
 def test_same_seed_same_requests_same_texts_and_other_seed_differs(server: FaultyEndpoint) -> None:

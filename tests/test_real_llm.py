@@ -55,8 +55,9 @@ def test_a_seed_agent_is_evaluated_through_the_sandbox_on_the_real_model(server:
     out = json.loads(proc.stdout)
     assert out["n"] == 5 and out["suite"] == SUITE
     assert out["llm_calls"] >= 5  # one call per task at least (cot may re-ask for usable JSON)
-    # Counted from the server's usage: the prompt alone is > 10 tokens. cot_sc's five samples per task are five
-    # single calls here (llama.cpp ignores n > 1; native_n = false in the config), each paying for the prompt.
+    # Counted from the server's usage: the prompt alone is > 10 tokens, and cot_sc sends five samples per task
+    # (five single calls here: llama.cpp ignores n > 1, native_n = false in the config; were they sent as one call
+    # with n = 5, the one-choice reply would fail the task, which the `failures == {}` check below catches).
     assert out["tokens"] > (25 if agent == "cot_sc" else 5) * 10
     assert 0.0 <= out["ci_low"] <= out["score"] <= out["ci_high"] <= 1.0
     # Every failed task is counted under its reason. SmolLM2 rarely returns cot's JSON fields (its tasks then fail
